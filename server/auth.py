@@ -1,0 +1,87 @@
+"""API tokens (stored hashed) and optional Supabase-style HS256 JWTs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import uuid
+
+import jwt
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from server.db.models import ApiToken, User
+from server.db.session import Database
+
+TOKEN_PREFIX = "cs_"
+
+
+class AuthError(Exception):
+    pass
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def create_user(db: Database, name: str, user_id: uuid.UUID | None = None) -> User:
+    with db.system() as session:
+        user = User(id=user_id or uuid.uuid4(), name=name, webhook_secret=new_webhook_secret())
+        session.add(user)
+        session.commit()
+        return user
+
+
+def issue_token(db: Database, user_id: uuid.UUID, name: str = "default") -> str:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with db.system() as session:
+        session.add(ApiToken(user_id=user_id, token_hash=hash_token(token), name=name))
+        session.commit()
+    return token
+
+
+def parse_authorization(header: str | None) -> str:
+    """`Bearer <token>` or `Token <token>` (Replicate accepts both)."""
+    if not header:
+        raise AuthError("missing Authorization header: send 'Authorization: Bearer <token>'")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() not in ("bearer", "token") or not token.strip():
+        raise AuthError("Authorization header must be 'Bearer <token>' or 'Token <token>'")
+    return token.strip()
+
+
+def authenticate(db: Database, token: str, jwt_secret: str | None) -> User:
+    if token.count(".") == 2 and jwt_secret:
+        return _user_from_jwt(db, token, jwt_secret)
+    with db.system() as session:
+        user = session.scalar(
+            select(User).join(ApiToken, ApiToken.user_id == User.id).where(ApiToken.token_hash == hash_token(token))
+        )
+    if user is None:
+        raise AuthError("invalid API token")
+    return user
+
+
+def _user_from_jwt(db: Database, token: str, secret: str) -> User:
+    try:
+        # Supabase signs with HS256 and sets aud="authenticated"; the audience is not ours to check.
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_aud": False, "require": ["sub"]})
+        user_id = uuid.UUID(str(claims["sub"]))
+    except (jwt.PyJWTError, ValueError) as error:
+        raise AuthError(f"invalid token: {error}") from error
+    with db.system() as session:
+        user = session.get(User, user_id)
+    if user is not None:
+        return user
+    name = str(claims.get("email") or f"supabase-{user_id}")
+    try:  # first sight: create the user
+        return create_user(db, name, user_id)
+    except IntegrityError:  # a concurrent request created them, or the name is taken
+        with db.system() as session:
+            user = session.get(User, user_id)
+        return user or create_user(db, f"supabase-{user_id}", user_id)
