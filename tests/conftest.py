@@ -1,0 +1,235 @@
+"""Shared fixtures: both databases, the tiny models, and live servers on loopback.
+
+Every test that takes `server` runs twice: on SQLite and on the local PostgreSQL (a fresh
+database each time). Set STUDIO_TEST_POSTGRES_URL to point at another PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+
+from server.app import create_app
+from server.auth import create_user, issue_token
+from server.config import REPO_ROOT, Settings
+from server.db.session import Database
+
+POSTGRES_ADMIN_URL = os.environ.get("STUDIO_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
+IMAGE_MODELS = ("flux-schnell", "flux-dev", "flux-2-klein", "sdxl", "sd15", "dreamshaper")
+
+
+# -- models -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> Path:
+    """A models folder holding only tiny models, so real weights on a dev box never slow tests.
+
+    Reuses the ones `make install` built in ./models/tiny; builds any that are missing."""
+    from server.pipelines.tiny_images import build_tiny_image_model
+
+    built = REPO_ROOT / "models" / "tiny"
+    folder = tmp_path_factory.mktemp("models")
+    (folder / "tiny").mkdir()
+    for model_id in IMAGE_MODELS:
+        if (built / model_id / "TINY").exists():
+            (folder / "tiny" / model_id).symlink_to(built / model_id, target_is_directory=True)
+        else:
+            build_tiny_image_model(model_id, folder / "tiny" / model_id)
+    return folder
+
+
+# -- databases --------------------------------------------------------------------------------------
+
+
+@contextmanager
+def fresh_postgres_database():
+    name = f"studio_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'studio.db'}"
+    else:
+        with fresh_postgres_database() as url:
+            yield url
+
+
+@pytest.fixture
+def settings(tmp_path, database_url, tiny_models) -> Settings:
+    return make_settings(tmp_path, database_url, tiny_models)
+
+
+def make_settings(tmp_path: Path, database_url: str, models_dir: Path, **overrides) -> Settings:
+    values = dict(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        models_dir=models_dir,
+        secret_key="test-secret",
+        cors_origins=["https://editor.example"],
+        openai_api_key=None,
+        job_timeout_s=120,
+    )
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+# -- live servers -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    settings: Settings
+    app: object
+
+    @property
+    def studio(self):
+        return self.app.state.studio
+
+    def new_user(self, name: str | None = None) -> "Caller":
+        db = Database(self.settings.db_url)
+        user = create_user(db, name or f"user-{uuid.uuid4().hex[:8]}")
+        token = issue_token(db, user.id)
+        db.dispose()
+        return Caller(self.url, user.id, token)
+
+
+@dataclass
+class Caller:
+    """One user of a live server: their token and an authenticated HTTP client."""
+
+    url: str
+    user_id: uuid.UUID
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=120)
+
+    def replicate(self):
+        import replicate
+
+        return replicate.Client(api_token=self.token, base_url=self.url, timeout=120)
+
+
+@contextmanager
+def serve(settings: Settings):
+    """The real app under uvicorn, on a free loopback port, in a background thread."""
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", settings, app)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture
+def server(settings):
+    with serve(settings) as live:
+        yield live
+
+
+@pytest.fixture
+def alice(server) -> Caller:
+    return server.new_user("alice")
+
+
+@pytest.fixture
+def bob(server) -> Caller:
+    return server.new_user("bob")
+
+
+@contextmanager
+def studio_process(settings: Settings, port: int):
+    """`studio serve` as a separate process, for tests that kill it."""
+    env = {
+        **os.environ,
+        "STUDIO_DATA_DIR": str(settings.data_dir),
+        "STUDIO_DATABASE_URL": settings.db_url,
+        "STUDIO_MODELS_DIR": str(settings.models_dir),
+        "STUDIO_SECRET_KEY": settings.secret_key,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", process)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_until_up(url: str, process: subprocess.Popen | None = None, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited: {process.stdout.read()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.05):
+    """Poll until predicate() is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
