@@ -20,8 +20,8 @@ WORKDIR /app
 RUN python3 -m venv /venv
 ENV PATH=/venv/bin:$PATH
 
-# torch first, from the CUDA index, so nothing below pulls another build.
-RUN pip install torch==2.9.1 --index-url https://download.pytorch.org/whl/cu128
+# torch first (PyPI's Linux wheels are CUDA builds), so nothing below pulls another one.
+RUN pip install torch==2.9.1
 
 COPY pyproject.toml README.md ./
 COPY server ./server
