@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 
 import httpx
-import pytest
 from PIL import Image
+
+from conftest import wait_for
 
 
 def fetch_image(output) -> Image.Image:
@@ -25,3 +26,65 @@ def test_run_by_model_name_returns_an_image_of_the_asked_size(server, alice):
     image = fetch_image(output[0])
     assert image.size == (256, 320)
     assert image.format == "PNG"
+
+
+def test_run_by_version_and_model_objects(server, alice):
+    client = alice.replicate()
+    model = client.models.get("stability-ai/sdxl")
+    assert model.owner == "stability-ai" and model.name == "sdxl"
+    version = model.latest_version
+    assert version.openapi_schema["components"]["schemas"]["Input"]["properties"]["prompt"]
+    output = client.run(f"stability-ai/sdxl:{version.id}", input={"prompt": "a castle", "dimensions": "256x256", "steps": 2})
+    assert fetch_image(output[0]).size == (256, 256)
+    # the seed's short names answer too
+    prediction = client.predictions.create(model="studio/dreamshaper", input={"prompt": "a dragon", "width": 256, "height": 256, "steps": 2})
+    prediction.wait()
+    assert prediction.status == "succeeded", prediction.error
+    assert prediction.metrics["tiny_model"] is True
+
+
+def test_predictions_are_listed_newest_first_and_fetched_by_id(server, alice):
+    client = alice.replicate()
+    made = [
+        client.predictions.create(model="black-forest-labs/flux-schnell", input={"prompt": f"tree {i}", "width": 256, "height": 256, "steps": 1})
+        for i in range(3)
+    ]
+    for prediction in made:
+        prediction.wait()
+    listed = [p.id for p in client.predictions.list().results]
+    assert listed[:3] == [p.id for p in reversed(made)]
+    fetched = client.predictions.get(made[0].id)
+    assert fetched.status == "succeeded" and fetched.input["prompt"] == "tree 0"
+    assert fetched.logs.strip().endswith("1/1")  # per-step progress reached the logs
+
+
+def slow_input(**extra):
+    """A job long enough on the tiny model to be caught while it runs."""
+    return {"prompt": "slow", "width": 1024, "height": 1024, "steps": 50, **extra}
+
+
+def test_cancel_running_and_queued_predictions(server, alice):
+    client = alice.replicate()
+    running = client.predictions.create(model="black-forest-labs/flux-dev", input=slow_input())
+    queued = client.predictions.create(model="black-forest-labs/flux-dev", input=slow_input(seed=3))
+    wait_for(lambda: client.predictions.get(running.id).status == "processing")
+    client.predictions.cancel(queued.id)
+    assert client.predictions.get(queued.id).status == "canceled"
+    client.predictions.cancel(running.id)
+    final = wait_for(lambda: _done(client, running.id), timeout=30)
+    assert final.status == "canceled"
+    assert final.output is None
+    assert client.predictions.get(queued.id).started_at is None  # never ran
+
+
+def _done(client, prediction_id):
+    prediction = client.predictions.get(prediction_id)
+    return prediction if prediction.status in ("succeeded", "failed", "canceled") else None
+
+
+def test_file_upload(server, alice):
+    client = alice.replicate()
+    uploaded = client.files.create(io.BytesIO(b"hello sprite sheet"), metadata={"purpose": "test"})
+    assert uploaded.size == 18 and uploaded.metadata == {"purpose": "test"}
+    assert client.files.get(uploaded.id).id == uploaded.id
+    assert uploaded.id in [f.id for f in client.files.list()]
