@@ -21,6 +21,14 @@ class OpenAIImagesProvider(Provider):
         self.api_key = api_key
         self.base_url = base_url.rstrip("/")
 
+    # DALL-E has no steps, guidance or negative prompt: requests that carry them (the editor
+    # sends steps; a fallback from a local model does too) are accepted and those fields ignored.
+    IGNORED_FIELDS = ("steps", "num_inference_steps", "guidance", "guidance_scale", "negative_prompt")
+
+    @classmethod
+    def validate(cls, spec, raw):
+        return super().validate(spec, {k: v for k, v in raw.items() if k not in cls.IGNORED_FIELDS})
+
     def load(self) -> None:
         if not self.api_key:
             raise ProviderError(f"{self.spec.id} needs OPENAI_API_KEY in the server's environment")
