@@ -27,9 +27,6 @@ PROVIDERS: dict[str, type[Provider]] = {
     "openai-images": OpenAIImagesProvider,
 }
 
-TINY_ESTIMATE_BYTES = 64 << 20
-
-
 class ModelNotInstalled(Exception):
     pass
 
@@ -97,7 +94,8 @@ class ModelManager:
                 raise ModelNotInstalled(self.install_hint(spec))
             provider_class = self.provider_class(spec)
             device = Device("hosted") if provider_class.hosted else self.device()
-            estimate = TINY_ESTIMATE_BYTES if installed.tiny else int(spec.memory_gb * 2**30)
+            # Before loading, the manifest's figure; tiny weights take about their size on disk.
+            estimate = _disk_bytes(installed.path) if installed.tiny else int(spec.memory_gb * 2**30)
             self._make_room(estimate)
             started = time.perf_counter()
             if provider_class.hosted:
@@ -204,6 +202,10 @@ class ModelManager:
                 torch.cuda.empty_cache()
         except ImportError:
             pass
+
+
+def _disk_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 def _source_record(path: Path) -> dict | None:
