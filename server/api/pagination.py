@@ -7,16 +7,24 @@ do not shift later pages.
 from __future__ import annotations
 
 import base64
+import uuid
 from datetime import datetime
 
 from fastapi import HTTPException
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, Uuid, and_, or_
 
 
 def newest_first(query: Select, created_at, row_id, cursor: str | None, limit: int) -> Select:
     after = decode(cursor)
     if after is not None:
         created, last_id = after
+        if isinstance(row_id.type, Uuid):
+            # The cursor carries the id as text; a Uuid column binds only uuid.UUID (on SQLite a
+            # str fails with "'str' object has no attribute 'hex'").
+            try:
+                last_id = uuid.UUID(last_id)
+            except ValueError:
+                raise HTTPException(400, "cursor: not a cursor this server made") from None
         query = query.where(or_(created_at < created, and_(created_at == created, row_id < last_id)))
     return query.order_by(created_at.desc(), row_id.desc()).limit(limit + 1)
 

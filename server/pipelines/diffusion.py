@@ -25,10 +25,9 @@ class DiffusionProvider(Provider):
         options: dict[str, Any] = {"local_files_only": True, "dtype": self.device.dtype}
         single_file = _single_file(self.weights) if self.weights else None
         if single_file:
-            # Community checkpoints ship no configs; a local config folder keeps loading offline.
+            # Community checkpoints ship no configs; the config folder beside the checkpoint
+            # (copied there by scripts/download_models.py) keeps loading offline.
             config = self.weights / "config"
-            if not config.is_dir() and self.spec.source.config:
-                config = self.weights.parent / self.spec.source.config
             self.pipe = pipeline_class.from_single_file(str(single_file), config=str(config), **options)
         else:
             self.pipe = pipeline_class.from_pretrained(self.weights, **options)
