@@ -10,7 +10,6 @@ import base64
 import random
 import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -27,6 +26,7 @@ from server.pipelines.image_input import FieldError
 from server.pipelines.manager import ModelManager
 from server.pipelines.manifest import Manifest, ModelSpec
 from server.storage import OutputStore
+from server.webhooks import ALL_EVENTS
 
 FILE_PREFIX = "file:"  # outputs that are stored files; signed into URLs when shown
 
@@ -230,7 +230,7 @@ class PredictionService:
         }
         if prediction.webhook:
             body["webhook"] = prediction.webhook
-            body["webhook_events_filter"] = prediction.webhook_events_filter or list(("start", "output", "logs", "completed"))
+            body["webhook_events_filter"] = prediction.webhook_events_filter or list(ALL_EVENTS)
         return body
 
     def sign_outputs(self, output: Any, base: str) -> Any:
@@ -275,10 +275,3 @@ def iso(moment: datetime | None) -> str | None:
     if moment.tzinfo is None:  # SQLite hands back naive datetimes; they were stored in UTC
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def parse_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None

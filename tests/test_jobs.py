@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-from conftest import free_port, make_settings, serve, studio_process, wait_for, wait_until_up
+from conftest import free_port, make_settings, serve, studio_process, wait_for
 from server.config import REPO_ROOT
 from test_replicate_client import slow_input
 
@@ -131,7 +130,7 @@ def test_consecutive_compatible_jobs_share_one_pipeline_call(server, alice):
     assert abs(alone - pixels(batch[0].output[0])).mean() > 5.0  # another seed: another image
 
 
-def pixels(url) -> "numpy.ndarray":
+def pixels(url):
     import io
 
     import numpy

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 
 from server.api import pagination
 from server.api.deps import StudioDep, UserDep, base_url
-from server.db.models import CreativeGeneration, Prediction
-from server.predictions import FILE_PREFIX, iso
+from server.db.models import CreativeGeneration
+from server.predictions import iso
 from server.studio import Studio
 
 router = APIRouter(prefix="/generations", tags=["history"])

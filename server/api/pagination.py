@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 
 from fastapi import HTTPException
-from sqlalchemy import Select, Uuid, and_, or_
+from sqlalchemy import Select, Uuid, tuple_
 
 
 def newest_first(query: Select, created_at, row_id, cursor: str | None, limit: int) -> Select:
@@ -25,7 +25,10 @@ def newest_first(query: Select, created_at, row_id, cursor: str | None, limit: i
                 last_id = uuid.UUID(last_id)
             except ValueError:
                 raise HTTPException(400, "cursor: not a cursor this server made") from None
-        query = query.where(or_(created_at < created, and_(created_at == created, row_id < last_id)))
+        # A row-value comparison, not `created_at < c OR (created_at = c AND id < i)`: both SQLite
+        # and PostgreSQL turn it into a range on the (user_id, created_at, id) index, whereas the
+        # OR form scanned every newer row first, so a page's cost grew with its depth.
+        query = query.where(tuple_(created_at, row_id) < (created, last_id))
     return query.order_by(created_at.desc(), row_id.desc()).limit(limit + 1)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select, update
@@ -72,7 +71,7 @@ class JobRunner:
 
         if not runnable:
             return
-        progress = _ProgressWriter(self, [item.job.prediction_id for item in runnable], len(runnable))
+        progress = _ProgressWriter(self, [item.job.prediction_id for item in runnable])
         ctx = RunContext(
             on_progress=progress,
             deadline=time.monotonic() + self.timeout_s,
@@ -93,7 +92,7 @@ class JobRunner:
             return self._finish_all(runnable, "failed", error=f"{type(error).__name__}: {error}")
 
         predict_time = time.perf_counter() - started
-        for item, validated, artifacts in zip(runnable, inputs, results):
+        for item, validated, artifacts in zip(runnable, inputs, results, strict=True):
             if item.cancelled.is_set():
                 self._finish(item.job.prediction_id, "canceled")
                 continue
@@ -211,7 +210,7 @@ class JobRunner:
 class _ProgressWriter:
     """Turns per-step callbacks into throttled progress writes (every step is too many on a GPU)."""
 
-    def __init__(self, runner: JobRunner, prediction_ids: list[str], batch_size: int):
+    def __init__(self, runner: JobRunner, prediction_ids: list[str]):
         self.runner = runner
         self.prediction_ids = prediction_ids
         self.last = 0.0
