@@ -87,10 +87,10 @@ def _serve(args, settings: Settings) -> int:
     with db.system() as session:
         empty = not session.scalar(select(func.count()).select_from(User))
     url = settings.public_url or f"http://{args.host}:{args.port}"
-    print(f"Creative Studio Server on {url}  (API docs: {url}/docs)")
+    print(f"Creative Studio Server on {url}  (API docs: {url}/docs)", flush=True)
     if empty:
         user = create_user(db, "local")
-        print(f"created user 'local'; its API token: {issue_token(db, user.id)}")
+        print(f"created user 'local'; its API token: {issue_token(db, user.id)}", flush=True)
     db.dispose()
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
