@@ -65,7 +65,7 @@ class BodyLimit:
         limit = self.upload_limit if scope["path"] == "/v1/files" else self.json_limit
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            response = errors.problem(413, str(BodyTooLarge(limit)))
+            response = errors.problem(413, BodyTooLarge(limit).detail)
             return await response(scope, receive, send)
         received = 0
 

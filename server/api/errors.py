@@ -24,9 +24,11 @@ TITLES = {
 }
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(StarletteHTTPException):
+    # An HTTPException, so that FastAPI re-raises it when the body limit trips while it reads
+    # a streamed (chunked) body, instead of turning it into "400: error parsing the body".
     def __init__(self, limit: int):
-        super().__init__(f"request body is larger than the limit of {limit} bytes")
+        super().__init__(413, f"request body is larger than the limit of {limit} bytes")
 
 
 def problem(status: int, detail: str, headers: dict | None = None, **extra) -> JSONResponse:
@@ -66,4 +68,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(BodyTooLarge)
     async def body_too_large(_request: Request, error: BodyTooLarge):
-        return problem(413, str(error))
+        return problem(413, error.detail)
