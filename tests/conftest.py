@@ -190,18 +190,22 @@ def studio_process(settings: Settings, port: int):
         "STUDIO_MODELS_DIR": str(settings.models_dir),
         "STUDIO_SECRET_KEY": settings.secret_key,
     }
+    # Its output goes to a file: an unread pipe fills up with access logs and blocks the server.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log = open(settings.data_dir / f"server-{port}.log", "a")
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
         env=env,
         cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
-        wait_until_up(f"http://127.0.0.1:{port}", process)
+        wait_until_up(f"http://127.0.0.1:{port}", process, log_path=Path(log.name))
         yield process
     finally:
+        log.close()
         if process.poll() is None:
             process.terminate()
             try:
@@ -210,11 +214,11 @@ def studio_process(settings: Settings, port: int):
                 process.kill()
 
 
-def wait_until_up(url: str, process: subprocess.Popen | None = None, timeout: float = 60) -> None:
+def wait_until_up(url: str, process: subprocess.Popen | None = None, timeout: float = 60, log_path: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server exited: {process.stdout.read()}")
+            raise RuntimeError(f"server exited: {log_path.read_text() if log_path else process.returncode}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return

@@ -66,8 +66,9 @@ def slow_input(**extra):
 def test_cancel_running_and_queued_predictions(server, alice):
     client = alice.replicate()
     running = client.predictions.create(model="black-forest-labs/flux-dev", input=slow_input())
-    queued = client.predictions.create(model="black-forest-labs/flux-dev", input=slow_input(seed=3))
     wait_for(lambda: client.predictions.get(running.id).status == "processing")
+    # Another size, so it cannot join the running job's batch: it waits in the queue.
+    queued = client.predictions.create(model="black-forest-labs/flux-dev", input=slow_input(width=512))
     client.predictions.cancel(queued.id)
     assert client.predictions.get(queued.id).status == "canceled"
     client.predictions.cancel(running.id)
