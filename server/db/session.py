@@ -52,8 +52,11 @@ class Database:
 
 def _bind_user(user_id: uuid.UUID):
     def after_begin(_session, _transaction, connection) -> None:
-        connection.execute(text(f"SET LOCAL ROLE {USER_ROLE}"))
-        connection.execute(text("SELECT set_config('app.user_id', :uid, true)"), {"uid": str(user_id)})
+        # One round trip: set_config('role', ..., true) is SET LOCAL ROLE.
+        connection.execute(
+            text(f"SELECT set_config('role', '{USER_ROLE}', true), set_config('app.user_id', :uid, true)"),
+            {"uid": str(user_id)},
+        )
 
     return after_begin
 
