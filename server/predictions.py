@@ -77,6 +77,7 @@ class PredictionService:
         self.manager = manager
         self.queue = queue
         self.store = store
+        self._version_ids: dict[str, str] = {}
 
     # -- models and versions --------------------------------------------------------------------
 
@@ -84,7 +85,10 @@ class PredictionService:
         return self.manager.provider_class(spec).Input.model_json_schema(mode="validation")
 
     def version_id(self, spec: ModelSpec) -> str:
-        return spec.version_id(self.input_schema(spec))
+        # Building the JSON schema costs about a millisecond: compute each version once.
+        if spec.id not in self._version_ids:
+            self._version_ids[spec.id] = spec.version_id(self.input_schema(spec))
+        return self._version_ids[spec.id]
 
     def spec_for_version(self, version: str) -> ModelSpec:
         """`version` may be a version id, `owner/name`, or `owner/name:version`."""
