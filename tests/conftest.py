@@ -7,25 +7,19 @@ database each time). Set STUDIO_TEST_POSTGRES_URL to point at another PostgreSQL
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
-from server.app import create_app
-from server.auth import create_user, issue_token
 from server.config import REPO_ROOT, Settings
-from server.db.session import Database
+from server.testing import Caller, LiveServer, free_port, live_server  # noqa: F401 (used by tests)
 
 POSTGRES_ADMIN_URL = os.environ.get("STUDIO_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
 IMAGE_MODELS = ("flux-schnell", "flux-dev", "flux-2-klein", "sdxl", "sd15", "dreamshaper")
@@ -99,69 +93,8 @@ def make_settings(tmp_path: Path, database_url: str, models_dir: Path, **overrid
 # -- live servers -----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class LiveServer:
-    url: str
-    settings: Settings
-    app: object
-
-    @property
-    def studio(self):
-        return self.app.state.studio
-
-    def new_user(self, name: str | None = None) -> "Caller":
-        db = Database(self.settings.db_url)
-        user = create_user(db, name or f"user-{uuid.uuid4().hex[:8]}")
-        token = issue_token(db, user.id)
-        db.dispose()
-        return Caller(self.url, user.id, token)
-
-
-@dataclass
-class Caller:
-    """One user of a live server: their token and an authenticated HTTP client."""
-
-    url: str
-    user_id: uuid.UUID
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers=self.headers, timeout=120)
-
-    def replicate(self):
-        import replicate
-
-        return replicate.Client(api_token=self.token, base_url=self.url, timeout=120)
-
-
-@contextmanager
-def serve(settings: Settings):
-    """The real app under uvicorn, on a free loopback port, in a background thread."""
-    app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    try:
-        yield LiveServer(f"http://127.0.0.1:{port}", settings, app)
-    finally:
-        server.should_exit = True
-        thread.join(30)
+# `serve(settings)`: the real app on a free loopback port (server/testing.py).
+serve = live_server
 
 
 @pytest.fixture

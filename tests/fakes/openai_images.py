@@ -18,20 +18,19 @@ import base64
 import hashlib
 import io
 import json
-import socket
-import threading
 import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from server.testing import serve_app
 
 SIZES = {
     "dall-e-3": ("1024x1024", "1792x1024", "1024x1792"),
@@ -178,29 +177,10 @@ def build_app(fake: FakeOpenAI) -> Starlette:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def fake_openai(api_key: str = "sk-test"):
     """Run the fake under uvicorn on a free loopback port, in a background thread."""
     fake = FakeOpenAI(api_key=api_key)
-    port = _free_port()
-    fake.base_url = f"http://127.0.0.1:{port}/v1"
-    server = uvicorn.Server(uvicorn.Config(build_app(fake), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True, name=f"fake-openai:{port}")
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            server.should_exit = True
-            raise RuntimeError("fake OpenAI server did not start")
-        time.sleep(0.01)
-    try:
+    with serve_app(build_app(fake), timeout=15) as url:
+        fake.base_url = f"{url}/v1"
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(15)
