@@ -14,7 +14,6 @@ import os
 import shutil
 import statistics
 import tempfile
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,10 +23,9 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
-import psycopg
 
 from server.config import Settings
-from server.testing import Caller, LiveServer, free_port, live_server  # noqa: F401 (used by the benchmarks)
+from server.testing import Caller, LiveServer, free_port, live_server, throwaway_postgres_database  # noqa: F401 (used by the benchmarks)
 
 POSTGRES_ADMIN_URL = os.environ.get("STUDIO_BENCH_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
 BACKENDS = ("sqlite", "postgresql")
@@ -58,18 +56,9 @@ def build_tiny_models(models_dir: Path, model_ids: Sequence[str] = ("flux-schnel
     return models_dir
 
 
-@contextmanager
-def postgres_database() -> Iterator[str]:
+def postgres_database():
     """A fresh, empty PostgreSQL database (SQLAlchemy URL), dropped afterwards."""
-    name = f"studio_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return throwaway_postgres_database(POSTGRES_ADMIN_URL, "studio_bench")
 
 
 @contextmanager

@@ -18,6 +18,25 @@ from server.config import Settings
 from server.db.session import Database
 
 
+@contextmanager
+def throwaway_postgres_database(admin_url: str, prefix: str = "studio_test") -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (SQLAlchemy URL), dropped afterwards.
+
+    `admin_url` is a libpq URL of a database whose role may CREATE and DROP databases.
+    """
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,16 +10,14 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from server.config import REPO_ROOT, Settings
-from server.testing import Caller, LiveServer, free_port, live_server  # noqa: F401 (used by tests)
+from server.testing import Caller, LiveServer, free_port, live_server, throwaway_postgres_database  # noqa: F401 (used by tests)
 
 POSTGRES_ADMIN_URL = os.environ.get("STUDIO_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
 IMAGE_MODELS = ("flux-schnell", "flux-dev", "flux-2-klein", "sdxl", "sd15", "dreamshaper")
@@ -49,17 +47,8 @@ def tiny_models(tmp_path_factory) -> Path:
 # -- databases --------------------------------------------------------------------------------------
 
 
-@contextmanager
 def fresh_postgres_database():
-    name = f"studio_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return throwaway_postgres_database(POSTGRES_ADMIN_URL, "studio_test")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
