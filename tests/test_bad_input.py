@@ -87,6 +87,8 @@ def test_studio_endpoint_refuses_bad_input(server, alice, nothing_made, path):
     with alice.http() as http:
         for body, status, named in STUDIO_CASES:
             check(http.post(path, json=body), status, *named)
+        for raw in ("{not json", "", "prompt=a+red+fox"):
+            check(http.post(path, content=raw, headers={"Content-Type": "application/json"}), 422, "body", "JSON")
 
 
 # (path, body, status, words the detail must contain)

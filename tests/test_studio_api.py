@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import httpx
 from conftest import make_settings, serve, wait_for
@@ -59,6 +60,17 @@ def test_creative_image_returns_url_thumbnail_and_metadata(server, alice):
             generation = http.get(f"/generations/{result['id']}").json()
             assert generation["type"] == "image" and generation["prompt"] == "a knight"
             assert generation["model"] == "sdxl"
+
+
+def test_creative_image_reads_json_whatever_the_content_type(server, alice):
+    # The serverless function parsed its body as JSON regardless of headers: `curl -d` sends
+    # form-urlencoded, and a browser `fetch` with a string body sends text/plain.
+    body = json.dumps({"prompt": "a red fox", "model": "sd15", **SMALL})
+    for content_type in ("application/x-www-form-urlencoded", "text/plain;charset=UTF-8"):
+        with alice.http() as http:
+            response = http.post("/creative-image", content=body, headers={"Content-Type": content_type})
+        assert response.status_code == 200, (content_type, response.text)
+        assert image_at(response.json()["url"]).size == (256, 256)
 
 
 def test_seeds_reproduce_images(server, alice):

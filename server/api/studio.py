@@ -3,9 +3,10 @@ and answer at the same paths under /.netlify/functions/ so the editor changes on
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
@@ -19,11 +20,38 @@ router = APIRouter(tags=["studio"])
 DEFAULT_IMAGE_MODEL = "flux-schnell"
 
 
+async def json_object_body(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, whatever its Content-Type: the serverless functions these routes
+    replace run `JSON.parse(event.body)`, so callers (and `curl -d`) may send JSON as form data."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise HTTPException(422, f"body: not valid JSON ({error})") from None
+    if not isinstance(body, dict):
+        raise HTTPException(422, "body: must be a JSON object such as {\"prompt\": \"a red fox\"}")
+    return body
+
+
+JsonBody = Annotated[dict[str, Any], Depends(json_object_body)]
+IMAGE_BODY_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object"},
+                "example": {"prompt": "a red fox, pixel art", "model": "flux-schnell", "style": "pixel-art", "dimensions": "512x512"},
+            }
+        },
+    }
+}
+
+
 async def creative_image(
     request: Request,
     user: CreatorDep,
     studio: StudioDep,
-    body: dict[str, Any] = Body(..., examples=[{"prompt": "a red fox, pixel art", "model": "flux-schnell", "style": "pixel-art", "dimensions": "512x512"}]),
+    body: JsonBody,
 ):
     """`{prompt, model, style, dimensions, steps, guidance}` (plus seed, negative_prompt, num_outputs)
     -> `{url, thumbnail, metadata}`."""
@@ -64,4 +92,6 @@ async def creative_image(
 
 
 for path in ("/creative-image", "/.netlify/functions/creative-image"):
-    router.add_api_route(path, creative_image, methods=["POST"], name=f"creative_image:{path}")
+    router.add_api_route(
+        path, creative_image, methods=["POST"], name=f"creative_image:{path}", openapi_extra=IMAGE_BODY_SCHEMA
+    )
