@@ -23,5 +23,11 @@ models-tiny: $(VENV)/.installed
 serve: install
 	$(BIN)/studio serve --host 127.0.0.1 --port 8000
 
-test: install
+# The official Replicate JS client, which a test drives against a live server (needs Node.js 18+).
+tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.json
+	@command -v npm >/dev/null || { echo "make test needs Node.js 18+ and npm (the Replicate JS client test)"; exit 1; }
+	npm ci --prefix tests/js --no-audit --no-fund --silent
+	touch $@
+
+test: install tests/js/node_modules/.installed
 	$(BIN)/python -m pytest

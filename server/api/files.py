@@ -7,6 +7,7 @@ import json
 import mimetypes
 
 from fastapi import APIRouter, Form, HTTPException, Request, UploadFile
+from starlette.datastructures import UploadFile as StarletteUploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlalchemy import select
@@ -42,8 +43,11 @@ async def upload_file(
     user: UserDep,
     studio: StudioDep,
     content: UploadFile,
-    metadata: str | None = Form(None),
+    metadata: UploadFile | str | None = Form(None),
 ):
+    # Python's client sends metadata as a form field, the JS client as a part with a filename.
+    if isinstance(metadata, StarletteUploadFile):  # what the form holds; fastapi's UploadFile subclasses it
+        metadata = (await metadata.read()).decode("utf-8", "replace")
     try:
         meta = json.loads(metadata) if metadata else {}
         if not isinstance(meta, dict):
