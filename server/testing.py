@@ -44,10 +44,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app(app, timeout: float = 60) -> Iterator[str]:
-    """Run an ASGI app (lifespan included) on a free loopback port; yield its base URL."""
+def serve_app(app, timeout: float = 60, **uvicorn_options) -> Iterator[str]:
+    """Run an ASGI app (lifespan included) on a free loopback port; yield its base URL.
+
+    `uvicorn_options` go to uvicorn.Config: `ssl_certfile=` and `ssl_keyfile=` serve HTTPS."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **uvicorn_options)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn:{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -57,7 +60,7 @@ def serve_app(app, timeout: float = 60) -> Iterator[str]:
             raise RuntimeError("loopback server did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if config.is_ssl else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout)
@@ -105,10 +108,10 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(settings: Settings) -> Iterator[LiveServer]:
+def live_server(settings: Settings, **uvicorn_options) -> Iterator[LiveServer]:
     """The whole studio (migrations, worker, routes) on loopback."""
     from server.app import create_app
 
     app = create_app(settings)
-    with serve_app(app) as url:
+    with serve_app(app, **uvicorn_options) as url:
         yield LiveServer(url, settings, app)

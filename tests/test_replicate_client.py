@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import ssl
 
 import httpx
+import replicate
+import trustme
 from PIL import Image
+from replicate.helpers import FileOutput
 
-from conftest import wait_for
+from conftest import make_settings, serve, wait_for
 
 
 def fetch_image(output) -> Image.Image:
@@ -26,6 +30,27 @@ def test_run_by_model_name_returns_an_image_of_the_asked_size(server, alice):
     image = fetch_image(output[0])
     assert image.size == (256, 320)
     assert image.format == "PNG"
+
+
+def test_https_outputs_come_back_as_file_outputs(tmp_path, tiny_models):
+    # Behind TLS (the way a studio is exposed), the Python client turns https: outputs into
+    # FileOutput objects and downloads them itself, sending its token along with the signed URL.
+    ca = trustme.CA()
+    pem = str(tmp_path / "server.pem")
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(pem)
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'data' / 'studio.db'}", tiny_models)
+    with serve(settings, ssl_certfile=pem, ssl_keyfile=pem) as server, httpx.HTTPTransport(verify=trust) as transport:
+        assert server.url.startswith("https://")
+        client = replicate.Client(api_token=server.new_user().token, base_url=server.url, transport=transport)
+        output = client.run(
+            "black-forest-labs/flux-schnell", input={"prompt": "a lantern", "width": 320, "height": 256, "num_inference_steps": 1}
+        )
+        [file] = output
+        assert isinstance(file, FileOutput) and file.url.startswith(server.url + "/files/")
+        image = Image.open(io.BytesIO(file.read()))
+    assert image.format == "PNG" and image.size == (320, 256)
 
 
 def test_run_by_version_and_model_objects(server, alice):
