@@ -52,8 +52,23 @@ def test_prefer_wait_that_runs_out_answers_starting(server, alice):
         http.post(f"/v1/predictions/{body['id']}/cancel")
 
 
-def studio_cli(*args, env):
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+def studio_cli(*args, env, cwd=REPO_ROOT):
+    return subprocess.run([sys.executable, "-m", "server.cli", *args], env=env, cwd=cwd, capture_output=True, text=True)
+
+
+def test_flags_override_the_environment_which_overrides_dot_env(tmp_path):
+    (tmp_path / ".env").write_text("STUDIO_DATA_DIR=from-dotenv\n")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("STUDIO_")}
+
+    def database_used(*flags, **extra_env) -> str:
+        result = studio_cli("db", "upgrade", *flags, env={**env, **extra_env}, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "from-dotenv/studio.db" in database_used()
+    assert "from-env/studio.db" in database_used(STUDIO_DATA_DIR="from-env")
+    assert "from-flag/studio.db" in database_used("--data-dir", "from-flag", STUDIO_DATA_DIR="from-env")
+    assert {"from-dotenv", "from-env", "from-flag"} <= {path.name for path in tmp_path.iterdir()}
 
 
 def test_users_create_prints_a_working_token_last(tmp_path, tiny_models):
