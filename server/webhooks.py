@@ -11,10 +11,11 @@ import hashlib
 import hmac
 import json
 import logging
-import queue
 import threading
 import time
 import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -33,12 +34,19 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 
 
 class WebhookSender:
-    """Delivers in order from one background thread, retrying failed deliveries a few times."""
+    """Delivers each destination's webhooks in order, destinations side by side.
 
-    def __init__(self) -> None:
-        self._queue: queue.Queue = queue.Queue()
+    One lane per URL keeps a prediction's events in order (start ... completed), and a receiver
+    that hangs or keeps failing (each delivery is retried a few times) delays only its own lane,
+    never another user's. Lanes run on a small thread pool; a lane lives while it has work.
+    """
+
+    def __init__(self, max_parallel: int = 8) -> None:
+        self._lanes: dict[str, deque[tuple[str, bytes]]] = {}
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="webhooks")
         self._last_sent: dict[str, float] = {}
-        self._thread: threading.Thread | None = None
         self._client = httpx.Client(timeout=10.0)
 
     def send(self, url: str, secret: str, event: str, events_filter: list[str] | None, payload: dict) -> None:
@@ -52,20 +60,25 @@ class WebhookSender:
             self._last_sent[prediction_id] = now
         if event == "completed":
             self._last_sent.pop(prediction_id, None)
-        self._ensure_thread()
-        self._queue.put((url, secret, json.dumps(payload).encode()))
-
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._deliver_forever, name="webhooks", daemon=True)
-            self._thread.start()
-
-    def _deliver_forever(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
+        item = (secret, json.dumps(payload).encode())
+        with self._lock:
+            lane = self._lanes.get(url)
+            if lane is not None:  # a delivery thread is already working through this URL's lane
+                lane.append(item)
                 return
-            self._deliver(*item)
+            self._lanes[url] = deque([item])
+        self._pool.submit(self._run_lane, url)
+
+    def _run_lane(self, url: str) -> None:
+        while True:
+            with self._lock:
+                lane = self._lanes[url]
+                if not lane:
+                    del self._lanes[url]
+                    self._idle.notify_all()
+                    return
+                secret, body = lane.popleft()
+            self._deliver(url, secret, body)
 
     def _deliver(self, url: str, secret: str, body: bytes) -> None:
         message_id = f"msg_{uuid.uuid4().hex}"
@@ -85,15 +98,16 @@ class WebhookSender:
                 log.warning("webhook %s answered %s (attempt %d)", url, response.status_code, attempt + 1)
             except httpx.HTTPError as error:
                 log.warning("webhook %s failed: %s (attempt %d)", url, error, attempt + 1)
+            except Exception:  # a bug here must not kill the lane and strand its later deliveries
+                log.exception("webhook %s: delivery crashed", url)
+                return
 
     def drain(self, timeout: float = 5.0) -> None:
         """Wait until queued deliveries are sent (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        while not self._queue.empty() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        with self._idle:
+            self._idle.wait_for(lambda: not self._lanes, timeout)
 
     def close(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(5.0)
+        self.drain()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()

@@ -23,16 +23,23 @@ QUICK = {"prompt": "a lantern", "width": 256, "height": 256, "steps": 1}
 
 
 class WebhookReceiver:
-    """A real HTTP server on loopback that records the webhooks it is sent."""
+    """A real HTTP server on loopback that records the webhooks it is sent.
 
-    def __init__(self):
+    With `hold=True` it records each request and then hangs, unanswered, until `release()`:
+    a receiver that is down in the worst way (the sender waits out its timeout)."""
+
+    def __init__(self, hold: bool = False):
         self.deliveries: list[dict] = []
+        self.released = threading.Event()
+        if not hold:
+            self.released.set()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["content-length"]))
                 receiver.deliveries.append({"headers": dict(self.headers), "body": body})
+                receiver.released.wait(60)
                 self.send_response(200)
                 self.end_headers()
 
@@ -43,8 +50,16 @@ class WebhookReceiver:
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def release(self):
+        self.released.set()
+
     def close(self):
+        self.release()
         self.server.shutdown()
+
+    def statuses(self, prediction_id: str) -> list[str]:
+        bodies = [json.loads(delivery["body"]) for delivery in self.deliveries]
+        return [body["status"] for body in bodies if body["id"] == prediction_id]
 
 
 def valid_signature(secret: str, delivery: dict) -> bool:
@@ -86,6 +101,27 @@ def test_webhooks_arrive_signed_and_filtered(server, alice):
         assert [body["status"] for body in filtered] == ["succeeded"]
     finally:
         receiver.close()
+
+
+def test_a_hanging_webhook_receiver_delays_no_one_else(server, alice, bob):
+    hanging, healthy = WebhookReceiver(hold=True), WebhookReceiver()
+    try:
+        theirs = alice.replicate().predictions.create(model=FLUX, input=QUICK, webhook=hanging.url)
+        wait_for(lambda: hanging.deliveries, timeout=30)  # alice's receiver now holds her first webhook
+        mine = bob.replicate().predictions.create(model=FLUX, input={**QUICK, "seed": 3}, webhook=healthy.url)
+        mine.wait()
+        # bob's webhooks all arrive while alice's receiver still sits on her first one
+        wait_for(lambda: healthy.statuses(mine.id)[-1:] == ["succeeded"], timeout=15)
+        assert healthy.statuses(mine.id)[0] == "processing"
+        assert len(hanging.deliveries) == 1 and not hanging.released.is_set()
+        # once it answers, alice's queued webhooks follow, in order
+        hanging.release()
+        theirs.wait()
+        wait_for(lambda: hanging.statuses(theirs.id)[-1:] == ["succeeded"], timeout=15)
+        assert hanging.statuses(theirs.id)[0] == "processing"
+    finally:
+        hanging.close()
+        healthy.close()
 
 
 def test_event_stream_without_token(server, alice):
