@@ -20,8 +20,10 @@ WORKDIR /app
 RUN python3 -m venv /venv
 ENV PATH=/venv/bin:$PATH
 
-# torch first (PyPI's Linux wheels are CUDA builds), so nothing below pulls another one.
-RUN pip install torch==2.9.1
+# The same constraints as everywhere (torch==2.13.0, as the tests run it); PyPI's Linux wheels
+# of torch are CUDA builds. torch goes first, so nothing below pulls another one.
+COPY constraints.txt ./
+RUN pip install --constraint constraints.txt torch==2.13.0
 
 COPY pyproject.toml README.md ./
 COPY server ./server
@@ -30,7 +32,7 @@ COPY alembic.ini ./
 COPY models/manifest.yaml ./models/manifest.yaml
 COPY models/configs ./models/configs
 COPY scripts ./scripts
-RUN pip install -e '.[ml]'
+RUN pip install --constraint constraints.txt -e '.[ml]'
 
 VOLUME ["/models", "/data"]
 EXPOSE 8000
