@@ -68,14 +68,14 @@ class OutputStore:
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
-    def put_thumbnail(self, image_bytes: bytes) -> str:
-        """A WebP at most 256 px on its longer side."""
+    def put_thumbnail(self, image) -> str:
+        """A WebP at most 256 px on its longer side, of a PIL image or an encoded one's bytes."""
         from PIL import Image
 
-        with Image.open(io.BytesIO(image_bytes)) as image:
-            image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        with Image.open(io.BytesIO(image)) if isinstance(image, bytes) else image.copy() as small:
+            small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
             buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, format="WEBP", quality=80)
+            small.convert("RGB").save(buffer, format="WEBP", quality=80)
         return self.put(buffer.getvalue(), "webp")
 
     # -- signed URLs --------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class Studio:
 
     def stop(self) -> None:
         self.queue.stop()
+        self.runner.close()
         self.webhooks.close()
         self.manager.unload_all()
         self.db.dispose()

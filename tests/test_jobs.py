@@ -175,6 +175,25 @@ def pixels(url):
     return numpy.asarray(Image.open(io.BytesIO(httpx.get(str(url)).content)), dtype=numpy.float32)
 
 
+def test_an_output_that_cannot_be_saved_fails_with_the_reason(server, alice):
+    # The outputs folder replaced by a file: nothing can be written under it.
+    outputs = server.settings.outputs_dir
+    outputs.rename(outputs.with_name("outputs-away"))
+    outputs.write_text("not a folder")
+    client = alice.replicate()
+    broken = client.predictions.create(model=FLUX, input=QUICK)
+    broken.wait()
+    assert broken.status == "failed" and "saving the output failed" in broken.error
+    assert alice.http().get("/generations").json()["items"] == []
+
+    # the worker carries on once the disk is fixed
+    outputs.unlink()
+    outputs.with_name("outputs-away").rename(outputs)
+    fine = client.predictions.create(model=FLUX, input={**QUICK, "seed": 5})
+    fine.wait()
+    assert fine.status == "succeeded", fine.error
+
+
 def test_a_job_past_the_time_limit_fails_with_the_reason(tmp_path, database_url, tiny_models):
     with serve(make_settings(tmp_path, database_url, tiny_models, job_timeout_s=0.5)) as live:
         client = live.new_user().replicate()

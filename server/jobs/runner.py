@@ -7,7 +7,9 @@ Lifecycle in the database: `starting` (queued) -> `processing` (claimed here, at
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import select, update
@@ -25,6 +27,7 @@ from server.webhooks import WebhookSender
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.25  # progress writes per job are throttled to this
+UNSAVED_BATCHES = 2  # batches whose outputs may wait to be saved while the device runs the next
 
 
 class JobRunner:
@@ -45,6 +48,15 @@ class JobRunner:
         self.events = events
         self.webhooks = webhooks
         self.timeout_s = timeout_s
+        # Encoding, thumbnails and result rows happen on this thread, so the device lane goes on
+        # to the next batch meanwhile; the semaphore bounds how far saving may fall behind.
+        self.pipelined = True
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="saver")
+        self._unsaved = threading.BoundedSemaphore(UNSAVED_BATCHES)
+
+    def close(self) -> None:
+        """Save what has been generated (called after the queue has stopped)."""
+        self._saver.shutdown(wait=True)
 
     def __call__(self, batch: list[RunningJob]) -> None:
         claimed = [item for item in batch if self._claim(item.job.prediction_id)]
@@ -92,11 +104,25 @@ class JobRunner:
             return self._finish_all(runnable, "failed", error=f"{type(error).__name__}: {error}")
 
         predict_time = time.perf_counter() - started
+        done = []
         for item, validated, artifacts in zip(runnable, inputs, results, strict=True):
             if item.cancelled.is_set():
                 self._finish(item.job.prediction_id, "canceled")
-                continue
-            self._succeed(item.job.prediction_id, validated, artifacts, predict_time, loaded.tiny, len(runnable))
+            else:
+                done.append((item.job.prediction_id, validated, artifacts))
+        if not self.pipelined:
+            return self._save(done, predict_time, loaded.tiny, len(runnable))
+        self._unsaved.acquire()
+        saving = self._saver.submit(self._save, done, predict_time, loaded.tiny, len(runnable))
+        saving.add_done_callback(lambda _: self._unsaved.release())
+
+    def _save(self, done: list, predict_time: float, tiny: bool, batch_size: int) -> None:
+        for prediction_id, validated, artifacts in done:
+            try:
+                self._succeed(prediction_id, validated, artifacts, predict_time, tiny, batch_size)
+            except Exception as error:  # a full disk, say: fail this one with the reason, go on
+                log.exception("saving the outputs of %s failed", prediction_id)
+                self._finish(prediction_id, "failed", error=f"saving the output failed: {error}")
 
     # -- state transitions ---------------------------------------------------------------------
 
@@ -122,7 +148,9 @@ class JobRunner:
         with self.db.system() as session:
             for artifact in artifacts:
                 key = self.store.put(artifact.data, artifact.extension)
-                thumbnail = self.store.put_thumbnail(artifact.data) if artifact.kind == "image" else None
+                thumbnail = None
+                if artifact.kind == "image":
+                    thumbnail = self.store.put_thumbnail(artifact.data if artifact.image is None else artifact.image)
                 outputs.append(FILE_PREFIX + key)
                 session.add(
                     CreativeGeneration(

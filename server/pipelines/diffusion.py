@@ -96,13 +96,20 @@ class DiffusionProvider(Provider):
         return results
 
 
+PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+
+
 def encode_image(image, fmt: str, quality: int, metadata: dict | None = None) -> Artifact:
-    buffer = io.BytesIO()
-    pil_format = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[fmt]
-    image.convert("RGB").save(buffer, format=pil_format, quality=quality)
-    content_type = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}[fmt]
+    """An image output, encoded when the runner first reads its bytes."""
+
+    def encode() -> bytes:
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format=PIL_FORMATS[fmt], quality=quality)
+        return buffer.getvalue()
+
     meta = {"width": image.width, "height": image.height, **(metadata or {})}
-    return Artifact(buffer.getvalue(), content_type, fmt, "image", meta)
+    return Artifact(CONTENT_TYPES[fmt], fmt, "image", meta, encode=encode, image=image)
 
 
 def _single_file(folder: Path) -> Path | None:
