@@ -88,6 +88,6 @@ def _reencode(png: bytes, job: ImageInput, metadata: dict) -> Artifact:
 
     from server.pipelines.diffusion import encode_image
 
-    with Image.open(io.BytesIO(png)) as image:
-        image.load()
-        return encode_image(image, job.output_format, job.output_quality, metadata)
+    with Image.open(io.BytesIO(png)) as opened:
+        image = opened.convert("RGB")  # in memory, apart from the file: it is encoded later
+    return encode_image(image, job.output_format, job.output_quality, metadata)
