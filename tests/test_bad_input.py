@@ -37,6 +37,7 @@ def check(response: httpx.Response, status: int, *named: str) -> None:
     assert body["status"] == status and body["title"]
     detail = body["detail"]
     assert isinstance(detail, str) and detail
+    assert body["error"] == detail  # the field a serverless function's caller reads
     for word in named:
         assert word.lower() in detail.lower(), (sent, word, detail)
 

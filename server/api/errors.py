@@ -1,4 +1,7 @@
-"""Errors as RFC 7807 problem JSON (`title`, `detail`, `status`), as Replicate's clients expect."""
+"""Errors as RFC 7807 problem JSON (`title`, `detail`, `status`), as Replicate's clients expect.
+
+The same message is also under `error`: serverless functions such as the ones the studio endpoints
+replace conventionally answer `{"error": message}`, so an editor built on them reads that field."""
 
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ class BodyTooLarge(StarletteHTTPException):
 
 
 def problem(status: int, detail: str, headers: dict | None = None, **extra) -> JSONResponse:
-    body = {"title": TITLES.get(status, "Error"), "detail": detail, "status": status, **extra}
+    body = {"title": TITLES.get(status, "Error"), "detail": detail, "status": status, "error": detail, **extra}
     return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
 
 
