@@ -7,10 +7,10 @@ import json
 import mimetypes
 
 from fastapi import APIRouter, Form, HTTPException, Request, UploadFile
-from starlette.datastructures import UploadFile as StarletteUploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlalchemy import select
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from server.api import pagination
 from server.api.deps import StudioDep, UserDep, base_url

@@ -48,8 +48,9 @@ class JobRunner:
         self.events = events
         self.webhooks = webhooks
         self.timeout_s = timeout_s
-        # Encoding, thumbnails and result rows happen on this thread, so the device lane goes on
-        # to the next batch meanwhile; the semaphore bounds how far saving may fall behind.
+        # Encoding, thumbnails and result rows happen on the saver thread, so the device lane goes
+        # on to the next batch meanwhile; the semaphore bounds how far saving may fall behind.
+        # (`pipelined = False` saves inline: benchmarks/device_lane.py compares the two.)
         self.pipelined = True
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="saver")
         self._unsaved = threading.BoundedSemaphore(UNSAVED_BATCHES)

@@ -89,7 +89,7 @@ class DiffusionProvider(Provider):
             start += job.num_outputs
             results.append(
                 [
-                    encode_image(image, job.output_format, job.output_quality, {"seed": job.seed + i})
+                    image_artifact(image, job.output_format, job.output_quality, {"seed": job.seed + i})
                     for i, image in enumerate(job_images)
                 ]
             )
@@ -100,7 +100,7 @@ PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
-def encode_image(image, fmt: str, quality: int, metadata: dict | None = None) -> Artifact:
+def image_artifact(image, fmt: str, quality: int, metadata: dict | None = None) -> Artifact:
     """An image output, encoded when the runner first reads its bytes."""
 
     def encode() -> bytes:

@@ -86,8 +86,8 @@ def _reencode(png: bytes, job: ImageInput, metadata: dict) -> Artifact:
 
     from PIL import Image
 
-    from server.pipelines.diffusion import encode_image
+    from server.pipelines.diffusion import image_artifact
 
     with Image.open(io.BytesIO(png)) as opened:
         image = opened.convert("RGB")  # in memory, apart from the file: it is encoded later
-    return encode_image(image, job.output_format, job.output_quality, metadata)
+    return image_artifact(image, job.output_format, job.output_quality, metadata)
