@@ -38,6 +38,8 @@ class Settings(BaseSettings):
 
     job_timeout_s: float = 600.0
     max_batch_size: int = 4
+    # Hosted jobs wait on the network, not on the device: this many run at once.
+    hosted_concurrency: int = Field(4, ge=1)
     max_attempts: int = 2  # a job interrupted by a crash is run again this many times in all
     # Hosted fallback for local models that are not installed, e.g. {"flux-dev": "dall-e-3"}.
     fallbacks: dict[str, str] = {}

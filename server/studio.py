@@ -30,7 +30,7 @@ class Studio:
         self.manifest = Manifest.load(settings.manifest)
         self.manager = ModelManager(self.manifest, settings)
         self.store = OutputStore(settings.outputs_dir, settings.signing_key, settings.file_url_ttl_s)
-        self.queue = queue or InProcessQueue(settings.max_batch_size)
+        self.queue = queue or InProcessQueue(settings.max_batch_size, hosted_workers=settings.hosted_concurrency)
         self.events = PredictionEvents()
         self.webhooks = WebhookSender()
         self.service = PredictionService(settings, self.db, self.manifest, self.manager, self.queue, self.store)

@@ -101,6 +101,21 @@ def test_replicate_run_makes_a_wide_image(studio, fake):
     assert fake.requests[0].authorization == f"Bearer {KEY}"
 
 
+def test_hosted_jobs_run_side_by_side(studio, fake):
+    # Several artists on DALL-E at once: each waits for OpenAI, not for the others' images.
+    fake.delay_s = 1.0
+    with studio(hosted_concurrency=3) as live:
+        clients = [live.new_user().replicate() for _ in range(3)]
+        predictions = [
+            client.predictions.create(model="openai/dall-e-3", input={"prompt": f"a tavern sign {n}", "dimensions": "1024x1024"})
+            for n, client in enumerate(clients)
+        ]
+        for prediction in predictions:
+            prediction.wait()
+            assert prediction.status == "succeeded", prediction.error
+    assert len(fake.requests) == 3 and fake.max_in_flight == 3
+
+
 def test_creative_image_with_dall_e(studio, fake):
     with studio() as live:
         caller = live.new_user()

@@ -1,8 +1,8 @@
 """The job queue: an interface, and the embedded in-process implementation.
 
-Each lane has one worker thread. The `device` lane owns the accelerator: one batch at a time,
-first in, first out. Hosted models run in the `hosted` lane so a slow hosted call never holds
-the GPU. A distributed engine (a broker and remote workers) can implement the same interface.
+The `device` lane has one worker thread: it owns the accelerator, one batch at a time, first in,
+first out. Hosted models run in the `hosted` lane, so a slow hosted call never holds the GPU;
+its jobs wait on the network, so several worker threads take them side by side. A distributed engine (a broker and remote workers) can implement the same interface.
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ class JobQueue(ABC):
 
 
 class InProcessQueue(JobQueue):
-    def __init__(self, max_batch_size: int = 4):
+    def __init__(self, max_batch_size: int = 4, hosted_workers: int = 4):
         self.max_batch_size = max(1, max_batch_size)
+        self.workers = {"device": 1, "hosted": max(1, hosted_workers)}
         self._pending: dict[str, deque[Job]] = {lane: deque() for lane in LANES}
         self._running: dict[str, RunningJob] = {}
         self._condition = threading.Condition()
@@ -81,9 +82,11 @@ class InProcessQueue(JobQueue):
     def start(self, run_batch: BatchRunner) -> None:
         self._stopping = False
         for lane in LANES:
-            thread = threading.Thread(target=self._work, args=(lane, run_batch), name=f"worker-{lane}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            for index in range(self.workers[lane]):
+                name = f"worker-{lane}" + (f"-{index}" if index else "")
+                thread = threading.Thread(target=self._work, args=(lane, run_batch), name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
         with self._condition:

@@ -14,6 +14,7 @@ that reaches the endpoint is recorded, so tests can check what the studio sent.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -59,6 +60,9 @@ class FakeOpenAI:
     base_url: str = ""  # http://127.0.0.1:PORT/v1
     requests: list[RecordedRequest] = field(default_factory=list)
     images: dict[str, bytes] = field(default_factory=dict)  # for response_format=url
+    delay_s: float = 0.0  # how long a generation takes, like the real API's several seconds
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most generations being made at once
 
     def revised_prompt(self, prompt: str) -> str:
         return f"A detailed illustration of {prompt.rstrip('.')}."
@@ -142,6 +146,13 @@ def build_app(fake: FakeOpenAI) -> Starlette:
                     "invalid_value",
                     name,
                 )
+
+        fake.in_flight += 1
+        fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+        try:
+            await asyncio.sleep(fake.delay_s)
+        finally:
+            fake.in_flight -= 1
 
         width, height = (int(part) for part in size.split("x"))
         data = []
