@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from conftest import make_settings
@@ -73,3 +76,32 @@ def test_shipped_sd15_config_describes_the_real_architecture():
     assert round(count(unet) / 1e6) == 860
     assert round(count(vae) / 1e6) == 84
     assert round(count(text) / 1e6) == 123
+
+
+def test_a_slow_local_load_holds_up_neither_status_nor_hosted_models(tmp_path, tiny_models, monkeypatch):
+    # Real weights take tens of seconds to load. Meanwhile the models endpoint must answer and a
+    # hosted model must be usable: here a local load is held open until the test lets it finish.
+    from server.pipelines.diffusion import DiffusionProvider
+
+    loading, finish = threading.Event(), threading.Event()
+    real_load = DiffusionProvider.load
+
+    def slow_load(self):
+        loading.set()
+        finish.wait(30)
+        real_load(self)
+
+    monkeypatch.setattr(DiffusionProvider, "load", slow_load)
+    models = manager(tmp_path, tiny_models, model_memory_gb=8, openai_api_key="sk-test")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        local = pool.submit(models.get, models.manifest.resolve("sd15"))
+        assert loading.wait(30)
+        status = pool.submit(models.status)
+        hosted = pool.submit(models.get, models.manifest.resolve("dall-e-3"))
+        rows = {row["id"]: row for row in status.result(timeout=10)}  # answers while sd15 loads
+        assert not rows["sd15"]["loaded"] and rows["sd15"]["installed"]
+        assert hosted.result(timeout=10).provider.hosted
+        assert not local.done()
+        finish.set()
+        assert local.result(timeout=30).tiny
+    assert {row["id"] for row in models.status() if row["loaded"]} == {"sd15", "dall-e-3"}

@@ -51,6 +51,7 @@ class ModelManager:
         self.settings = settings
         self._loaded: OrderedDict[str, Loaded] = OrderedDict()  # least recently used first
         self._lock = threading.RLock()
+        self._load_locks = {False: threading.Lock(), True: threading.Lock()}  # local, hosted
         self._device: Device | None = None
         self._budget: int | None = None
 
@@ -85,18 +86,27 @@ class ModelManager:
     # -- loading ------------------------------------------------------------------------------
 
     def get(self, spec: ModelSpec) -> Loaded:
+        """The loaded model, loading it first if need be (evicting others to stay in budget).
+
+        `_lock` guards only the bookkeeping; the load itself (tens of seconds for real weights)
+        runs under a per-kind load lock, so the models endpoint and hosted jobs never wait for a
+        local model to load, while two loads of local models never overlap.
+        """
         with self._lock:
-            if spec.id in self._loaded:
-                self._loaded.move_to_end(spec.id)
-                return self._loaded[spec.id]
-            installed = self.installed(spec)
-            if installed is None:
-                raise ModelNotInstalled(self.install_hint(spec))
-            provider_class = self.provider_class(spec)
-            device = Device("hosted") if provider_class.hosted else self.device()
-            # Before loading, the manifest's figure; tiny weights take about their size on disk.
-            estimate = _disk_bytes(installed.path) if installed.tiny else int(spec.memory_gb * 2**30)
-            self._make_room(estimate)
+            if (loaded := self._touch(spec)) is not None:
+                return loaded
+        provider_class = self.provider_class(spec)
+        with self._load_locks[provider_class.hosted]:
+            with self._lock:
+                if (loaded := self._touch(spec)) is not None:  # loaded while this thread waited
+                    return loaded
+                installed = self.installed(spec)
+                if installed is None:
+                    raise ModelNotInstalled(self.install_hint(spec))
+                device = Device("hosted") if provider_class.hosted else self.device()
+                # Before loading, the manifest's figure; tiny weights take about their size on disk.
+                estimate = _disk_bytes(installed.path) if installed.tiny else int(spec.memory_gb * 2**30)
+                self._make_room(estimate)
             started = time.perf_counter()
             if provider_class.hosted:
                 provider = provider_class(
@@ -106,16 +116,28 @@ class ModelManager:
                 provider = provider_class(spec, installed.path, device)
             provider.load()
             loaded = Loaded(provider, provider.memory_bytes(), installed.tiny, time.perf_counter() - started)
-            self._loaded[spec.id] = loaded
             log.info("loaded %s (%s MB) in %.1f s", spec.id, loaded.memory_bytes >> 20, loaded.load_seconds)
-            self._make_room(0)  # the measured size may be larger than the estimate
+            with self._lock:
+                self._loaded[spec.id] = loaded
+                self._make_room(0, keep=spec.id)  # the measured size may be larger than the estimate
             return loaded
 
-    def _make_room(self, needed: int) -> None:
+    def _touch(self, spec: ModelSpec) -> Loaded | None:
+        """The model if it is loaded, now marked most recently used."""
+        if spec.id in self._loaded:
+            self._loaded.move_to_end(spec.id)
+            return self._loaded[spec.id]
+        return None
+
+    def _make_room(self, needed: int, keep: str | None = None) -> None:
+        """Evict least recently used models until `needed` more bytes fit (never `keep`)."""
         budget = self.budget()
-        while self._loaded and self.used_bytes() + needed > budget:
-            model_id, victim = self._loaded.popitem(last=False)
-            log.info("evicting %s to stay within the %s MB budget", model_id, budget >> 20)
+        while self.used_bytes() + needed > budget:
+            victims = [model_id for model_id in self._loaded if model_id != keep]
+            if not victims:
+                return
+            victim = self._loaded.pop(victims[0])
+            log.info("evicting %s to stay within the %s MB budget", victims[0], budget >> 20)
             victim.provider.unload()
             self._free_device_cache()
 
