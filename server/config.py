@@ -38,6 +38,8 @@ class Settings(BaseSettings):
 
     job_timeout_s: float = 600.0
     max_batch_size: int = 4
+    # Models loaded at start, before the first job, so the first request does not wait for them.
+    preload: Annotated[list[str], NoDecode] = []
     # Hosted jobs wait on the network, not on the device: this many run at once.
     hosted_concurrency: int = Field(4, ge=1)
     max_attempts: int = 2  # a job interrupted by a crash is run again this many times in all
@@ -52,7 +54,7 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("STUDIO_ELEVENLABS_API_KEY", "ELEVENLABS_API_KEY")
     )
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "preload", mode="before")
     @classmethod
     def _comma_separated(cls, value):
         # STUDIO_CORS_ORIGINS="https://a.example,https://b.example" (or a JSON list)
@@ -60,7 +62,7 @@ class Settings(BaseSettings):
             value = value.strip()
             if value.startswith("["):
                 return json.loads(value)
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @property

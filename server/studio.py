@@ -37,6 +37,10 @@ class Studio:
         self.runner = JobRunner(
             self.db, self.manager, self.service, self.store, self.events, self.webhooks, settings.job_timeout_s
         )
+        try:
+            self.preload = [self.manifest.resolve(name) for name in settings.preload]
+        except LookupError as error:
+            raise ValueError(f"STUDIO_PRELOAD: {error}") from None
         self.create_limiter = RateLimiter(settings.rate_limit_per_minute)
         self.request_limiter = RateLimiter(settings.rate_limit_per_minute * READS_PER_CREATE)
 
@@ -44,7 +48,14 @@ class Studio:
         requeued, failed = recover(self.db, self.service, self.settings.max_attempts)
         if requeued or failed:
             log.warning("recovered unfinished predictions: %d queued again, %d failed", requeued, failed)
-        self.queue.start(self.runner)
+        self.queue.start(self.runner, warm_up=self._preload)
+
+    def _preload(self) -> None:
+        for spec in self.preload:
+            try:
+                self.manager.get(spec)
+            except Exception as error:  # not installed, say: the server still serves the rest
+                log.warning("preloading %s failed: %s", spec.id, error)
 
     def stop(self) -> None:
         self.queue.stop()

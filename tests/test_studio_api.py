@@ -6,8 +6,11 @@ import io
 import json
 
 import httpx
+import pytest
 from conftest import make_settings, serve, wait_for
 from PIL import Image
+
+from server.studio import Studio
 
 EDITOR = "https://editor.example"  # allowed by conftest's settings
 REQUEST = {"prompt": "a knight", "model": "sdxl", "style": "pixel-art", "dimensions": "256x256", "steps": 2, "guidance": 5}
@@ -174,6 +177,20 @@ def test_health_and_model_status(server, alice):
         assert models["sdxl"]["loaded"] is False
         assert after["memory"]["used_bytes"] >= models["dreamshaper"]["memory_bytes"]
         assert after["memory"]["device"]
+
+
+def test_preloaded_models_are_loaded_before_the_first_request(tmp_path, database_url, tiny_models):
+    settings = make_settings(tmp_path, database_url, tiny_models, preload=["sd15", "black-forest-labs/flux-schnell"])
+    with serve(settings) as live, live.new_user().http() as http:
+        def loaded() -> set[str]:
+            return {m["id"] for m in http.get("/models").json()["models"] if m["loaded"]}
+
+        assert wait_for(lambda: loaded() == {"sd15", "flux-schnell"}, timeout=60)
+        assert http.get("/v1/predictions").json()["results"] == []  # no job asked for them
+
+    # a name the manifest does not know stops the start with the setting named
+    with pytest.raises(ValueError, match="STUDIO_PRELOAD.*no-such-model"):
+        Studio(make_settings(tmp_path, database_url, tiny_models, preload=["no-such-model"]))
 
 
 def slow_input(**extra) -> dict:

@@ -34,6 +34,7 @@ class RunningJob:
 
 
 BatchRunner = Callable[[list[RunningJob]], None]
+WarmUp = Callable[[], None]
 
 
 class JobQueue(ABC):
@@ -45,7 +46,8 @@ class JobQueue(ABC):
         """'queued' if it was removed before it ran, 'running' if it was told to stop, else None."""
 
     @abstractmethod
-    def start(self, run_batch: BatchRunner) -> None: ...
+    def start(self, run_batch: BatchRunner, warm_up: WarmUp | None = None) -> None:
+        """Run batches as they come; a device worker first calls `warm_up` (preloads models)."""
 
     @abstractmethod
     def stop(self) -> None: ...
@@ -79,12 +81,13 @@ class InProcessQueue(JobQueue):
                 return "running"
         return None
 
-    def start(self, run_batch: BatchRunner) -> None:
+    def start(self, run_batch: BatchRunner, warm_up: WarmUp | None = None) -> None:
         self._stopping = False
         for lane in LANES:
             for index in range(self.workers[lane]):
                 name = f"worker-{lane}" + (f"-{index}" if index else "")
-                thread = threading.Thread(target=self._work, args=(lane, run_batch), name=name, daemon=True)
+                first = warm_up if lane == "device" else None
+                thread = threading.Thread(target=self._work, args=(lane, run_batch, first), name=name, daemon=True)
                 thread.start()
                 self._threads.append(thread)
 
@@ -120,7 +123,13 @@ class InProcessQueue(JobQueue):
                 self._running[item.job.prediction_id] = item
             return running
 
-    def _work(self, lane: str, run_batch: BatchRunner) -> None:
+    def _work(self, lane: str, run_batch: BatchRunner, warm_up: WarmUp | None = None) -> None:
+        # On the device's own thread: a model loaded elsewhere could evict one in use here.
+        if warm_up is not None:
+            try:
+                warm_up()
+            except Exception:
+                log.exception("worker %s: warm-up failed", lane)
         while (batch := self._take_batch(lane)) is not None:
             try:
                 run_batch(batch)
