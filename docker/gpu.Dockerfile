@@ -1,6 +1,7 @@
 # The same server on a CUDA box. Weights live on a volume:
 #   docker build -f docker/gpu.Dockerfile -t creative-studio .
-#   docker run --gpus all -p 8000:8000 -v studio-models:/models -v studio-data:/data creative-studio
+#   docker run --gpus all -p 8000:8000 -v studio-models:/models -v studio-data:/data \
+#     -e STUDIO_PRELOAD=flux-schnell creative-studio
 #   docker run --gpus all -v studio-models:/models creative-studio python scripts/download_models.py flux-schnell
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
