@@ -8,7 +8,7 @@ import secrets
 import uuid
 
 import jwt
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from server.db.models import ApiToken, User
@@ -43,6 +43,14 @@ def issue_token(db: Database, user_id: uuid.UUID, name: str = "default") -> str:
         session.add(ApiToken(user_id=user_id, token_hash=hash_token(token), name=name))
         session.commit()
     return token
+
+
+def revoke_tokens(db: Database, user_id: uuid.UUID) -> int:
+    """Delete every API token of the user (a leaked key); returns how many there were."""
+    with db.system() as session:
+        revoked = session.execute(delete(ApiToken).where(ApiToken.user_id == user_id)).rowcount
+        session.commit()
+    return revoked
 
 
 def parse_authorization(header: str | None) -> str:

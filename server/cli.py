@@ -21,8 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     db.add_argument("action", choices=["upgrade"])
     _settings_flags(db)
 
-    users = commands.add_parser("users", help="users and their API tokens")
-    users.add_argument("action", choices=["create", "token"])
+    users = commands.add_parser(
+        "users", help="users and their API tokens: create a user, issue another token, revoke all tokens"
+    )
+    users.add_argument("action", choices=["create", "token", "revoke"])
     users.add_argument("name")
     _settings_flags(users)
 
@@ -52,7 +54,7 @@ def _db(args, settings: Settings) -> int:
 def _users(args, settings: Settings) -> int:
     from sqlalchemy import select
 
-    from server.auth import create_user, issue_token
+    from server.auth import create_user, issue_token, revoke_tokens
     from server.db import migrate
     from server.db.models import User
     from server.db.session import Database
@@ -67,6 +69,9 @@ def _users(args, settings: Settings) -> int:
         if user is None:
             print(f"no user named '{args.name}'", file=sys.stderr)
             return 1
+    if args.action == "revoke":
+        print(f"revoked {revoke_tokens(db, user.id)} token(s) of {user.name}; `studio users token {user.name}` issues a new one")
+        return 0
     print(f"user {user.name} ({user.id})", file=sys.stderr)
     print(issue_token(db, user.id))  # the token is the last line, for scripts
     return 0

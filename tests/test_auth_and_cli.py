@@ -82,6 +82,23 @@ def test_users_create_prints_a_working_token_last(tmp_path, tiny_models):
         assert response.json()["username"] == "carol"
 
 
+def test_revoked_tokens_stop_working_and_a_new_one_works(tmp_path, tiny_models):
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'data' / 'studio.db'}", tiny_models)
+    env = {**os.environ, "STUDIO_DATA_DIR": str(settings.data_dir), "STUDIO_SECRET_KEY": "x"}
+    leaked = studio_cli("users", "create", "dave", env=env).stdout.strip().splitlines()[-1]
+    second = studio_cli("users", "token", "dave", env=env).stdout.strip().splitlines()[-1]
+    revoked = studio_cli("users", "revoke", "dave", env=env)
+    assert revoked.returncode == 0 and "revoked 2 token(s)" in revoked.stdout
+    fresh = studio_cli("users", "token", "dave", env=env).stdout.strip().splitlines()[-1]
+    assert studio_cli("users", "revoke", "nobody", env=env).returncode == 1
+    with serve(settings) as live:
+        def account(token: str) -> httpx.Response:
+            return httpx.get(f"{live.url}/v1/account", headers={"Authorization": f"Bearer {token}"})
+
+        assert account(leaked).status_code == 401 and account(second).status_code == 401
+        assert account(fresh).json()["username"] == "dave"
+
+
 def test_serve_on_an_empty_data_folder_prints_the_url_and_a_local_token(tmp_path, tiny_models):
     port = free_port()
     env = {**os.environ, "STUDIO_DATA_DIR": str(tmp_path / "fresh"), "STUDIO_MODELS_DIR": str(tiny_models)}
