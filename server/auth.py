@@ -8,6 +8,7 @@ import secrets
 import uuid
 
 import jwt
+from cachetools import TTLCache
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
@@ -63,8 +64,33 @@ def parse_authorization(header: str | None) -> str:
     return token.strip()
 
 
+class TokenCache:
+    """Users of recently used API tokens, keyed by the token's hash, for `ttl_s` seconds.
+
+    Clients poll every 0.5 s, and the lookup was a database round trip on every request:
+    remembering it serves 1.3-1.5x the requests per second on SQLite and on PostgreSQL
+    (benchmarks/prediction_throughput.py with STUDIO_TOKEN_CACHE_S=0 and 10, side by side). The price: `studio users revoke` takes
+    effect on a running server within `ttl_s` (STUDIO_TOKEN_CACHE_S; 0 turns the cache off).
+    Unknown tokens are not remembered, so a new token works at once. Event loop thread only.
+    """
+
+    def __init__(self, ttl_s: float, max_tokens: int = 10_000):
+        self._users: TTLCache[str, User] | None = TTLCache(maxsize=max_tokens, ttl=ttl_s) if ttl_s > 0 else None
+
+    def get(self, token: str) -> User | None:
+        return self._users.get(hash_token(token)) if self._users is not None else None
+
+    def put(self, token: str, user: User) -> None:
+        if self._users is not None:
+            self._users[hash_token(token)] = user
+
+
+def is_jwt(token: str) -> bool:
+    return token.count(".") == 2
+
+
 def authenticate(db: Database, token: str, jwt_secret: str | None) -> User:
-    if token.count(".") == 2 and jwt_secret:
+    if is_jwt(token) and jwt_secret:
         return _user_from_jwt(db, token, jwt_secret)
     with db.system() as session:
         user = session.scalar(

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
 
     secret_key: str | None = None  # signs file URLs; default: generated once into data_dir
     jwt_secret: str | None = None  # Supabase-style HS256 JWTs, when set
+    token_cache_s: float = 10.0  # who a token belongs to is remembered this long (revocations lag by it)
     file_url_ttl_s: int = 24 * 3600
 
     cors_origins: Annotated[list[str], NoDecode] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from server.auth import TokenCache
 from server.config import Settings
 from server.db.session import Database
 from server.jobs.events import PredictionEvents
@@ -41,6 +42,7 @@ class Studio:
             self.preload = [self.manifest.resolve(name) for name in settings.preload]
         except LookupError as error:
             raise ValueError(f"STUDIO_PRELOAD: {error}") from None
+        self.tokens = TokenCache(settings.token_cache_s)
         self.create_limiter = RateLimiter(settings.rate_limit_per_minute)
         self.request_limiter = RateLimiter(settings.rate_limit_per_minute * READS_PER_CREATE)
 

@@ -11,7 +11,7 @@ import uuid
 import httpx
 import jwt
 
-from conftest import free_port, make_settings, serve, wait_until_up
+from conftest import free_port, make_settings, serve, wait_for, wait_until_up
 from server.config import REPO_ROOT
 from test_replicate_client import slow_input
 
@@ -83,7 +83,7 @@ def test_users_create_prints_a_working_token_last(tmp_path, tiny_models):
 
 
 def test_revoked_tokens_stop_working_and_a_new_one_works(tmp_path, tiny_models):
-    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'data' / 'studio.db'}", tiny_models)
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'data' / 'studio.db'}", tiny_models, token_cache_s=1)
     env = {**os.environ, "STUDIO_DATA_DIR": str(settings.data_dir), "STUDIO_SECRET_KEY": "x"}
     leaked = studio_cli("users", "create", "dave", env=env).stdout.strip().splitlines()[-1]
     second = studio_cli("users", "token", "dave", env=env).stdout.strip().splitlines()[-1]
@@ -97,6 +97,12 @@ def test_revoked_tokens_stop_working_and_a_new_one_works(tmp_path, tiny_models):
 
         assert account(leaked).status_code == 401 and account(second).status_code == 401
         assert account(fresh).json()["username"] == "dave"
+
+        # revoked while the server runs: the token stops working once the server's memory of it
+        # lapses (STUDIO_TOKEN_CACHE_S, 1 s here)
+        revoked = studio_cli("users", "revoke", "dave", env=env)
+        assert revoked.returncode == 0 and "revoked 1 token(s)" in revoked.stdout
+        assert wait_for(lambda: account(fresh).status_code == 401, timeout=10)
 
 
 def test_serve_on_an_empty_data_folder_prints_the_url_and_a_local_token(tmp_path, tiny_models):

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
-from server.auth import AuthError, authenticate, parse_authorization
+from server.auth import AuthError, authenticate, is_jwt, parse_authorization
 from server.db.models import User
 from server.studio import Studio
 
@@ -22,7 +22,11 @@ StudioDep = Annotated[Studio, Depends(get_studio)]
 async def current_user(request: Request, studio: StudioDep) -> User:
     try:
         token = parse_authorization(request.headers.get("authorization"))
-        user = await run_in_threadpool(authenticate, studio.db, token, studio.settings.jwt_secret)
+        user = studio.tokens.get(token)
+        if user is None:
+            user = await run_in_threadpool(authenticate, studio.db, token, studio.settings.jwt_secret)
+            if not is_jwt(token):  # a JWT carries its own expiry: check it every time
+                studio.tokens.put(token, user)
     except AuthError as error:
         raise HTTPException(401, str(error), headers={"WWW-Authenticate": "Bearer"}) from None
     _limit(studio.request_limiter, user, "requests")
