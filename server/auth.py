@@ -69,8 +69,9 @@ class TokenCache:
 
     Clients poll every 0.5 s, and the lookup was a database round trip on every request:
     remembering it serves 1.3-1.5x the requests per second on SQLite and on PostgreSQL
-    (benchmarks/prediction_throughput.py with STUDIO_TOKEN_CACHE_S=0 and 10, side by side). The price: `studio users revoke` takes
-    effect on a running server within `ttl_s` (STUDIO_TOKEN_CACHE_S; 0 turns the cache off).
+    (benchmarks/prediction_throughput.py with STUDIO_TOKEN_CACHE_S=0 and 10, side by side).
+    The price: `studio users revoke` takes effect on a running server within `ttl_s`
+    (STUDIO_TOKEN_CACHE_S; 0 turns the cache off).
     Unknown tokens are not remembered, so a new token works at once. Event loop thread only.
     """
 

@@ -70,7 +70,8 @@ def _users(args, settings: Settings) -> int:
             print(f"no user named '{args.name}'", file=sys.stderr)
             return 1
     if args.action == "revoke":
-        print(f"revoked {revoke_tokens(db, user.id)} token(s) of {user.name}; `studio users token {user.name}` issues a new one")
+        revoked = revoke_tokens(db, user.id)
+        print(f"revoked {revoked} token(s) of {user.name}; `studio users token {user.name}` issues a new one")
         return 0
     print(f"user {user.name} ({user.id})", file=sys.stderr)
     print(issue_token(db, user.id))  # the token is the last line, for scripts

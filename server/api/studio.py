@@ -40,7 +40,12 @@ IMAGE_BODY_SCHEMA = {
         "content": {
             "application/json": {
                 "schema": {"type": "object"},
-                "example": {"prompt": "a red fox, pixel art", "model": "flux-schnell", "style": "pixel-art", "dimensions": "512x512"},
+                "example": {
+                    "prompt": "a red fox, pixel art",
+                    "model": "flux-schnell",
+                    "style": "pixel-art",
+                    "dimensions": "512x512",
+                },
             }
         },
     }

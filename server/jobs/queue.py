@@ -2,7 +2,8 @@
 
 The `device` lane has one worker thread: it owns the accelerator, one batch at a time, first in,
 first out. Hosted models run in the `hosted` lane, so a slow hosted call never holds the GPU;
-its jobs wait on the network, so several worker threads take them side by side. A distributed engine (a broker and remote workers) can implement the same interface.
+its jobs wait on the network, so several worker threads take them side by side. A distributed
+engine (a broker and remote workers) can implement the same interface.
 """
 
 from __future__ import annotations
