@@ -10,6 +10,7 @@ from typing import Any
 from server.pipelines.base import Artifact, Provider, RunContext
 from server.pipelines.image_input import ImageInput
 from server.pipelines.styles import apply_style
+from server.storage import CONTENT_TYPES
 
 # Pipelines whose __call__ takes a negative prompt as plain text (Flux models use guidance only).
 NEGATIVE_PROMPT_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionXLPipeline"}
@@ -97,7 +98,6 @@ class DiffusionProvider(Provider):
 
 
 PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
-CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
 def image_artifact(image, fmt: str, quality: int, metadata: dict | None = None) -> Artifact:
