@@ -57,9 +57,13 @@ class WebhookReceiver:
         self.release()
         self.server.shutdown()
 
-    def statuses(self, prediction_id: str) -> list[str]:
+    def bodies(self, prediction_id: str) -> list[dict]:
+        """The prediction JSON of each webhook received for this prediction, in arrival order."""
         bodies = [json.loads(delivery["body"]) for delivery in self.deliveries]
-        return [body["status"] for body in bodies if body["id"] == prediction_id]
+        return [body for body in bodies if body["id"] == prediction_id]
+
+    def statuses(self, prediction_id: str) -> list[str]:
+        return [body["status"] for body in self.bodies(prediction_id)]
 
 
 def valid_signature(secret: str, delivery: dict) -> bool:
@@ -81,24 +85,17 @@ def test_webhooks_arrive_signed_and_filtered(server, alice):
         )
         everything.wait()
         only_completed.wait()
-        wait_for(lambda: any(json.loads(d["body"])["id"] == only_completed.id for d in receiver.deliveries), timeout=10)
-        wait_for(
-            lambda: any(
-                json.loads(d["body"])["id"] == everything.id and json.loads(d["body"])["status"] == "succeeded"
-                for d in receiver.deliveries
-            ),
-            timeout=10,
-        )
+        wait_for(lambda: receiver.statuses(only_completed.id), timeout=10)
+        wait_for(lambda: "succeeded" in receiver.statuses(everything.id), timeout=10)
         assert all(valid_signature(secret, d) for d in receiver.deliveries)
         assert not valid_signature("whsec_" + base64.b64encode(b"x" * 24).decode(), receiver.deliveries[0])
 
-        statuses = [json.loads(d["body"])["status"] for d in receiver.deliveries if json.loads(d["body"])["id"] == everything.id]
+        statuses = receiver.statuses(everything.id)
         assert statuses[0] == "processing" and statuses[-1] == "succeeded"  # start ... completed
-        final = [json.loads(d["body"]) for d in receiver.deliveries if json.loads(d["body"])["id"] == everything.id][-1]
+        final = receiver.bodies(everything.id)[-1]
         assert final["output"][0].startswith(server.url + "/files/")
 
-        filtered = [json.loads(d["body"]) for d in receiver.deliveries if json.loads(d["body"])["id"] == only_completed.id]
-        assert [body["status"] for body in filtered] == ["succeeded"]
+        assert receiver.statuses(only_completed.id) == ["succeeded"]
     finally:
         receiver.close()
 
